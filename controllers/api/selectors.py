@@ -25,7 +25,9 @@ class LabelSelectorRequirement(ApiModel):
 
     @field_validator("values")
     @classmethod
-    def _values_fit_operator(cls, values: list[str] | None, info: ValidationInfo) -> list[str] | None:
+    def _values_fit_operator(
+        cls, values: list[str] | None, info: ValidationInfo
+    ) -> list[str] | None:
         operator = info.data.get("operator")
         if operator in ("In", "NotIn") and not values:
             raise ValueError(f"must not be empty for operator {operator}")
