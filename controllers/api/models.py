@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from controllers.api.base import ApiModel, OpenModel
 from controllers.api.selectors import LabelSelector
 from controllers.api.timestamps import Rfc3339
+from controllers.core.specs import SCALE_IN_RATIO
 
 GROUP = "elasticcluster.sarweshsuman.com"
 VERSION = "v1"
@@ -25,9 +26,6 @@ ELASTIC_WORKER_KIND = "ElasticWorker"
 ELASTIC_WORKER_PLURAL = "elasticworkers"
 AUTOSCALER_KIND = "ElasticWorkerAutoscaler"
 AUTOSCALER_PLURAL = "elasticworkerautoscalers"
-
-# Scale in only while load is below this share of targetValue (the prototype's 0.70).
-SCALE_IN_RATIO = 0.70
 
 # The prototype read a scaleInBackOff of 0 as "not set"; manifests rely on it meaning 30 s.
 DEFAULT_SCALE_IN_BACK_OFF = 30

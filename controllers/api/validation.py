@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -188,7 +188,7 @@ def _int_or_default(spec: Mapping[str, Any], key: str, default: int | None) -> i
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _parsed(kind: type[M] | Any, raw: Any) -> Any:
+def _parsed(kind: Any, raw: Any) -> Any:
     try:
         return TypeAdapter(kind).validate_python(raw)
     except ValidationError:
@@ -241,16 +241,23 @@ def _elastic_worker_rules(obj: Mapping[str, Any]) -> list[FieldError]:
 # --- entry points ----------------------------------------------------------------------------
 
 
-def _validate(root: type[M], obj: Any, rules: list[FieldError] | None = None) -> M:
+def _validate(
+    root: type[M],
+    obj: Any,
+    rules: Callable[[Mapping[str, Any]], list[FieldError]] | None = None,
+) -> M:
     errors: list[FieldError] = []
     model: M | None = None
     try:
         model = root.model_validate(obj)
     except ValidationError as exc:
         errors.extend(_pydantic_errors(root, exc))
-    for extra in rules or []:
-        if extra not in errors:
-            errors.append(extra)
+    if rules is not None:
+        # A valid model is read back in wire form, defaults filled, so the rules also hold for
+        # input written with the Python field names; otherwise the raw input is all there is.
+        view = model.model_dump(by_alias=True) if model is not None else obj
+        if isinstance(view, Mapping):
+            errors.extend(e for e in rules(view) if e not in errors)
     if errors or model is None:
         raise InvalidResource(errors)
     return model
@@ -258,8 +265,7 @@ def _validate(root: type[M], obj: Any, rules: list[FieldError] | None = None) ->
 
 def validate_elastic_worker(obj: Mapping[str, Any]) -> ElasticWorker:
     """An ElasticWorker from a manifest dict, defaults filled; raises InvalidResource."""
-    rules = _elastic_worker_rules(obj) if isinstance(obj, Mapping) else []
-    return _validate(ElasticWorker, obj, rules)
+    return _validate(ElasticWorker, obj, _elastic_worker_rules)
 
 
 def validate_elastic_worker_autoscaler(obj: Mapping[str, Any]) -> ElasticWorkerAutoscaler:
