@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,8 +24,16 @@ from pydantic import (
     model_validator,
 )
 
+from controllers.api import (
+    ElasticWorker,
+    ElasticWorkerAutoscaler,
+    InvalidResource,
+    convert,
+    validate_elastic_worker,
+    validate_elastic_worker_autoscaler,
+)
 from controllers.core.policies import POLICIES, get_policy
-from controllers.core.specs import DEFAULT_MARK_LABEL, AutoscalerSpec, WorkerSetSpec
+from controllers.core.specs import AutoscalerSpec, WorkerSetSpec
 
 SUMMARY_KEYS = (
     "scenario",
@@ -345,6 +354,7 @@ def load_scenario(path: str | Path) -> Scenario:
     except yaml.YAMLError as exc:
         raise ScenarioError(path, "", f"not valid YAML: {exc}") from None
     scenario = parse_scenario(data, path)
+    resources(scenario, path)
     for i, arrival in enumerate(scenario.workload):
         if isinstance(arrival, Trace):
             read_trace(path.parent / arrival.trace, path, f"workload.{i}.trace")
@@ -372,42 +382,44 @@ def read_trace(csv_path: Path, scenario_file: str | Path, key: str) -> list[floa
     return sorted(times)
 
 
+def resources(
+    scenario: Scenario, file: str | Path = "<scenario>"
+) -> tuple[ElasticWorker, ElasticWorkerAutoscaler]:
+    """The scenario's two resources, validated as the API server and the operator would."""
+    ew_spec = dict(scenario.elasticWorker)
+    name = ew_spec.pop("name", "airflow-worker")
+    ewa_spec = {"scaleTargetRef": {"name": name}, **scenario.elasticWorkerAutoscaler}
+    meta = {"name": name, "namespace": "default"}
+    try:
+        ew = validate_elastic_worker({"metadata": meta, "spec": ew_spec})
+    except InvalidResource as exc:
+        raise _resource_error(file, "elasticWorker", exc) from None
+    try:
+        ewa = validate_elastic_worker_autoscaler({"metadata": meta, "spec": ewa_spec})
+    except InvalidResource as exc:
+        raise _resource_error(file, "elasticWorkerAutoscaler", exc) from None
+    return ew, ewa
+
+
+def _resource_error(file: str | Path, key: str, exc: InvalidResource) -> ScenarioError:
+    first = exc.errors[0]
+    return ScenarioError(file, f"{key}.{first.path.removeprefix('spec.')}", first.message)
+
+
 def workerset_spec(scenario: Scenario, policy_name: str | None = None) -> WorkerSetSpec:
-    """The ElasticWorker spec the scenario asks for, as the core reads it."""
-    ew = scenario.elasticWorker
-    policy = ew.get("scaleInPolicy") or {}
-    selector = (policy.get("selector") or {}).get("matchLabels") or {}
-    template = (ew.get("template") or {}).get("metadata") or {}
-    name = policy_name or scenario.policy
-    workerset_policy = get_policy(name).workerset_policy or policy.get("name", "immediate")
-    if workerset_policy == "selector" and not selector:
-        selector = dict(autoscaler_spec(scenario).mark_label)
-    return WorkerSetSpec(
-        name=ew.get("name", "airflow-worker"),
-        min_replicas=int(ew.get("minReplicas", 1)),
-        max_replicas=int(ew["maxReplicas"]),
-        replicas=ew.get("replicas"),
-        scale=int(ew.get("scale", 0)),
-        policy=workerset_policy,
-        policy_selector=selector,
-        labels=template.get("labels") or {"app": "airflow-worker"},
-        annotations=template.get("annotations") or {},
-    )
+    """The ElasticWorker as the core reads it, with the policy's own scale-in policy if it has one.
+
+    The drain policy runs the ElasticWorker with `selector` on the autoscaler's mark label.
+    """
+    ew, ewa = resources(scenario)
+    workerset_policy = get_policy(policy_name or scenario.policy).workerset_policy
+    spec = convert.workerset_spec(ew, workerset_policy)
+    if spec.policy == "selector" and workerset_policy == "selector":
+        mark = dict(ewa.spec.scale_in_spec.mark_for_termination_label)
+        spec = replace(spec, policy_selector=mark)
+    return spec
 
 
 def autoscaler_spec(scenario: Scenario) -> AutoscalerSpec:
-    ew, ewa = scenario.elasticWorker, scenario.elasticWorkerAutoscaler
-    scale_in = ewa.get("scaleInSpec") or {}
-    metric = ewa.get("metricSpec") or {}
-    behavior = ewa.get("behavior") or {}
-    return AutoscalerSpec(
-        target=float(ewa["targetValue"]),
-        min_replicas=int(ew.get("minReplicas", 1)),
-        max_replicas=int(ew["maxReplicas"]),
-        back_off=float(scale_in.get("scaleInBackOff") or 30),
-        metric_max_age=float(metric.get("maxAgeSeconds", 30)),
-        tolerance=float(behavior.get("tolerance", 0.0)),
-        stabilization=float(behavior.get("scaleDownStabilizationSeconds", 0)),
-        mark_label=scale_in.get("markForTerminationLabel") or dict(DEFAULT_MARK_LABEL),
-        concurrency=scenario.cluster.worker_concurrency,
-    )
+    ew, ewa = resources(scenario)
+    return convert.autoscaler_spec(ewa, ew, scenario.cluster.worker_concurrency)
