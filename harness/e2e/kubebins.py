@@ -43,6 +43,14 @@ class GoTarget:
     module_dir: Path
     module: str
     package: str
+    version_package: str | None = None
+
+    def ldflags(self) -> str:
+        """Strip symbols; stamp the version where `go build` alone would not."""
+        flags = ["-s", "-w"]
+        if self.version_package:
+            flags += _version_stamp(self.version_package, self.version())
+        return " ".join(flags)
 
     def version(self) -> str:
         """The pinned version, read from go.mod so it is stated in one place only."""
@@ -62,8 +70,18 @@ TARGETS = (
         GOBUILD_DIR / "kubernetes",
         "k8s.io/kubernetes",
         "k8s.io/kubernetes/cmd/kube-apiserver",
+        version_package="k8s.io/component-base/version",
     ),
 )
+
+
+def _version_stamp(package: str, version: str) -> list[str]:
+    # What Kubernetes' hack/lib/version.sh sets; without it /version reports
+    # v0.0.0-master, which version-aware clients reject or warn about.
+    major, minor = version.lstrip("v").split(".")[:2]
+    values = {"gitVersion": version, "gitMajor": major, "gitMinor": minor}
+    values["gitTreeState"] = "clean"
+    return [f"-X {package}.{name}={value}" for name, value in values.items()]
 
 
 def versions() -> dict[str, str]:
@@ -160,7 +178,8 @@ def _build_one(go: str, target: GoTarget, output: Path) -> None:
     version = target.version()
     _progress(f"building {target.binary} {version} with {go} (first run only, takes minutes)")
     started = time.monotonic()
-    command = [go, "build", "-trimpath", "-ldflags=-s -w", "-o", str(output), target.package]
+    command = [go, "build", "-trimpath", f"-ldflags={target.ldflags()}", "-o", str(output)]
+    command.append(target.package)
     result = subprocess.run(
         command,
         cwd=target.module_dir,
