@@ -74,7 +74,7 @@ def _simulate(scenario: Scenario, path: Path, policy: str, seed: int, tables: bo
     checked them."""
     from harness.sim import simulate
 
-    result = simulate(scenario, policy, seed, tables=tables, trace_dir=path.parent)
+    result = simulate(scenario, policy, seed, tables=tables)
     result.summary = ordered_summary(scenario, result.summary)
     return result
 
@@ -349,10 +349,86 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_e2e(args: argparse.Namespace) -> int:
+    """One scenario on a real cluster (`harness.e2e.runner`), audited from outside the operator.
+
+    Exit codes as `sim` (0 every expectation and every audit check holds, 1 one fails or the run
+    could not be carried out, 2 bad input: scenario file, a policy or fault the real cluster cannot
+    run), 3 when the cluster provider or a prerequisite (binaries, the Airflow venv) is missing,
+    130 on Ctrl-C. The summary JSON has the DESIGN keys plus `cluster`, `mode`,
+    `stack_startup_seconds`, `peak_rss_mb` and `audit`. With `--html DIR`: the run's report
+    (`DIR/index.html`), the simulator beside it (`DIR/sim-vs-real/index.html`), the tables as
+    CSV, `DIR/audit.json` and the components' logs (`DIR/logs/`).
+    """
     try:
-        load_scenario(args.scenario)
+        scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
-    print("e2e: the end-to-end runner is not available yet", file=sys.stderr)
-    return EXIT_UNAVAILABLE
+    from harness.e2e.providers import ProviderUnavailable, get_provider
+    from harness.e2e.runner import E2EError, run_scenario, unsupported
+
+    problems = unsupported(scenario)
+    if problems:
+        for problem in problems:
+            print(f"{args.scenario}: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        provider = get_provider(args.cluster)
+    except ProviderUnavailable as exc:
+        print(f"e2e: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+    from harness.e2e.airflow import AirflowUnavailable
+    from harness.e2e.kubebins import BinariesUnavailable
+    from harness.services import MissingBinary
+
+    html_dir = Path(args.html) if args.html else None
+    try:
+        result = run_scenario(
+            scenario,
+            Path(args.scenario),
+            provider,
+            logs_dir=html_dir / "logs" if html_dir else None,
+        )
+    except KeyboardInterrupt:
+        print("e2e: interrupted; everything was stopped", file=sys.stderr)
+        return 130
+    except (MissingBinary, BinariesUnavailable, AirflowUnavailable) as exc:
+        print(f"e2e: a prerequisite is missing: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except E2EError as exc:
+        print(f"e2e: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception:
+        print(f"e2e: the run failed:\n{traceback.format_exc()}", file=sys.stderr)
+        return EXIT_FAILED
+
+    summary = ordered_summary(scenario, result.summary)
+    result.summary = summary
+    extra = result.extra
+    peak_mb = round(extra.get("peak_rss_bytes", 0) / 2**20)
+    details = {
+        "cluster": extra.get("cluster", ""),
+        "mode": result.mode,
+        "stack_startup_seconds": extra.get("stack_startup_seconds"),
+        "peak_rss_mb": peak_mb,
+        "audit": {
+            **extra.get("audit", {}),
+            "killed_executions": extra.get("killed_executions"),
+            "operator_restarts": extra.get("operator_restarts"),
+        },
+    }
+    print_summary(summary, len(scenario.expect))
+    print(
+        f"cluster {details['cluster']}: stack up in {details['stack_startup_seconds']} s, "
+        f"peak memory (RSS sum of the whole stack) {peak_mb} MiB",
+        file=sys.stdout,
+    )
+    if args.json:
+        _write_json(Path(args.json), {**summary, **details})
+    if html_dir is not None:
+        from harness.e2e.runner import write_e2e_report
+
+        path = write_e2e_report(scenario, Path(args.scenario), result, summary, details, html_dir)
+        print(f"report: {path}", file=sys.stderr)
+    return EXIT_FAILED if summary["expect_failures"] else EXIT_OK

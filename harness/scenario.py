@@ -355,10 +355,14 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(path, "", f"not valid YAML: {exc}") from None
     scenario = parse_scenario(data, path)
     resources(scenario, path)
-    for i, arrival in enumerate(scenario.workload):
+    # Traces are named relative to the scenario file; from here on they are absolute.
+    workload = list(scenario.workload)
+    for i, arrival in enumerate(workload):
         if isinstance(arrival, Trace):
-            read_trace(path.parent / arrival.trace, path, f"workload.{i}.trace")
-    return scenario
+            trace = (path.parent / arrival.trace).resolve()
+            read_trace(trace, path, f"workload.{i}.trace")
+            workload[i] = arrival.model_copy(update={"trace": str(trace)})
+    return scenario.model_copy(update={"workload": workload})
 
 
 def read_trace(csv_path: Path, scenario_file: str | Path, key: str) -> list[float]:

@@ -43,22 +43,51 @@ def verified_idle(pod: PodView) -> bool:
     )
 
 
+def serving_load(
+    load: float, measured: int, pods: tuple[PodView, ...], now: float, max_age: float
+) -> tuple[int, float]:
+    """The load of the serving workers alone: (how many, their load).
+
+    The cluster load is measured over every live worker, draining ones included. Their tasks
+    will finish without new capacity, and they take no new task, so counting them would scale
+    straight back out after a scale-in. A draining worker whose own load is unknown is taken
+    as idle, which leans towards scaling out: slower to save, never slower to serve.
+    """
+    leaving = [
+        p
+        for p in pods
+        if p.phase == Phase.RUNNING
+        and (p.deleting or p.drain.step not in (DrainStep.SERVING, DrainStep.UNCORDON_REQUESTED))
+    ]
+    leaving_busy = sum(p.load.value for p in leaving if p.load and p.load.fresh(now, max_age))
+    busy = max(load * measured - leaving_busy, 0.0)
+    serving = max(measured - len(leaving), 0)
+    if serving == 0:
+        return 0, busy
+    return serving, busy / serving
+
+
 def desired_replicas(
     spec: AutoscalerSpec, obs: Observation, memory: AutoscalerMemory
 ) -> tuple[int, AutoscalerMemory, float | None, str]:
     """The replica count to aim for, and the updated memory."""
     current = clamp(obs.replicas, spec.min_replicas, spec.max_replicas)
-    load = fresh_load(obs.cluster_load, obs.now, spec.metric_max_age)
-    if load is None:
+    cluster_load = fresh_load(obs.cluster_load, obs.now, spec.metric_max_age)
+    if cluster_load is None:
         return current, memory, None, "load unknown (missing or stale): holding"
     assert obs.cluster_load is not None
     measured = obs.cluster_load.workers
     if measured is None:
         measured = sum(1 for p in obs.pods if p.live and p.phase == Phase.RUNNING)
     if measured == 0:
-        return current, memory, load, "no running worker to measure: holding"
+        return current, memory, cluster_load, "no running worker to measure: holding"
 
-    raw = calculate_replicas(measured, load, spec.target, spec.tolerance)
+    serving, load = serving_load(cluster_load, measured, obs.pods, obs.now, spec.metric_max_age)
+    if serving == 0:
+        # Every measured worker is leaving: `load` is their busy sum, owed to nobody serving.
+        raw = 0 if load == 0 else calculate_replicas(1, load, spec.target)
+    else:
+        raw = calculate_replicas(serving, load, spec.target, spec.tolerance)
     recommended = clamp(raw, spec.min_replicas, spec.max_replicas)
     recommendations = memory.recommendations
     if spec.stabilization > 0:

@@ -136,3 +136,23 @@ def test_pending_pods_are_drained_first():
     pods = [pod("w-0"), pod("w-1"), pod("w-2"), pod("w-3", phase=Phase.PENDING, load=None)]
     d = decide_drain(DEMO, observe(pods, 4, 0, now=200), AutoscalerMemory(low_since=100))
     assert next(a for a in d.actions if isinstance(a, Cordon)) == Cordon("w-3")
+
+
+def test_tasks_finishing_on_draining_workers_do_not_scale_back_out():
+    # After a scale-in to 4: 4 serving workers, 5 cordoned ones finishing their last tasks.
+    # The cluster load (28 over 9 workers) counts those tasks; they need no new capacity.
+    serving = [pod(f"s-{i}", load=25) for i in range(4)]
+    draining = [
+        pod(f"d-{i}", load=30, step=CORDONED, since=90, report=(1, 0, 91)) for i in range(5)
+    ]
+    d = decide_drain(DEMO, observe(serving + draining, 4, 28), AutoscalerMemory())
+    assert not any(isinstance(a, (SetReplicas, Uncordon)) for a in d.actions)
+    assert d.replicas == 4
+
+
+def test_serving_workers_full_while_others_drain_scales_out():
+    serving = [pod(f"s-{i}", load=100) for i in range(2)]
+    draining = [pod("d-0", load=0, step=CORDONED, since=90, report=(0, 1, 91))]
+    # 200 busy over 3 workers; the draining one holds none of it.
+    d = decide_drain(DEMO, observe(serving + draining, 2, 200 / 3), AutoscalerMemory())
+    assert SetReplicas(4) in d.actions and Uncordon("d-0") in d.actions

@@ -178,15 +178,11 @@ class FakeSim:
 
     busy: dict[str, int] = field(default_factory=dict)
     calls: list[tuple[str, str, int, bool]] = field(default_factory=list)
-    trace_dirs: list[Path | None] = field(default_factory=list)
 
-    def __call__(
-        self, scenario, policy=None, seed=None, *, tables=True, trace_dir=None
-    ) -> RunResult:
+    def __call__(self, scenario, policy=None, seed=None, *, tables=True) -> RunResult:
         policy = policy or scenario.policy
         seed = scenario.seed if seed is None else seed
         self.calls.append((scenario.name, policy, seed, tables))
-        self.trace_dirs.append(trace_dir)
         result = build_result(scenario.name, policy, seed, busy=self.busy.get(policy, 0))
         result.summary["expect_failures"] = check_expectations(scenario, result.summary)
         return result

@@ -30,7 +30,6 @@ def test_sim_passes_policy_and_seed_and_skips_tables_without_html(write_scenario
     path = write_scenario()
     assert main(["sim", str(path), "--policy", "keda", "--seed", "42"]) == 0
     assert fake_sim.calls == [("tiny", "keda", 42, False)]
-    assert fake_sim.trace_dirs == [path.parent]  # CSV traces sit beside the scenario
 
 
 def test_sim_prints_a_summary_table_and_pass(write_scenario, fake_sim, capsys):
@@ -151,10 +150,10 @@ def test_sweep_reports_a_crashed_run_and_keeps_the_others(
 ):
     import harness.sim
 
-    def flaky(scenario, policy=None, seed=None, *, tables=True, trace_dir=None):
+    def flaky(scenario, policy=None, seed=None, *, tables=True):
         if policy == "hpa":
             raise RuntimeError("boom")
-        return fake_sim(scenario, policy, seed, tables=tables, trace_dir=trace_dir)
+        return fake_sim(scenario, policy, seed, tables=tables)
 
     monkeypatch.setattr(harness.sim, "simulate", flaky)
     rc, html_dir = _sweep([write_scenario()], tmp_path)
