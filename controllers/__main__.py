@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Imported here so that --help works without a cluster or optional dependencies.
     from controllers.kube.client import load_api_client
-    from controllers.kube.metrics import NoMetrics, RedisMetrics
     from controllers.kube.operator import run, setup_logging
+    from controllers.metrics.source import NoMetrics, RedisMetrics
 
     setup_logging(args.log_level)
     api = load_api_client(args.kubeconfig)

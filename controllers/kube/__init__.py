@@ -8,7 +8,6 @@ package reads objects, converts them, calls the core, and carries the answers ou
 - `client.py`      the few API calls made, as dicts, each with a timeout.
 - `workers.py`     the ElasticWorker controller (one reconcile).
 - `autoscaler.py`  the ElasticWorkerAutoscaler controller (one sync) and the drain actions.
-- `metrics.py`     where load comes from (`RedisMetrics`; unknown is None, never 0).
 - `hook.py`        the drain hook as the autoscaler calls it.
 - `workqueue.py`   keys, coalesced, one worker per key, timed re-adds.
 - `leader.py`      leader election with a coordination.k8s.io/v1 Lease.

@@ -22,6 +22,7 @@ from controllers.api import (
     ElasticWorker,
     ElasticWorkerAutoscaler,
     InvalidResource,
+    convert,
     validate_elastic_worker,
     validate_elastic_worker_autoscaler,
 )
@@ -43,9 +44,9 @@ from controllers.core.workerset import resolve_replicas
 from controllers.kube import views
 from controllers.kube.client import AUTOSCALERS, ELASTIC_WORKERS, Conflict, Kube
 from controllers.kube.hook import DrainHook, HookFailure, HookReply, make_hook
-from controllers.kube.metrics import MetricsSource, NoMetrics
 from controllers.kube.views import Obj
 from controllers.kube.workers import CONFLICT_RETRIES, owned_pods
+from controllers.metrics.source import MetricsSource, NoMetrics
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class AutoscalerController:
         }
         ew_status = ew.get("status") or {}
         current = resolve_replicas(
-            views.worker_set_spec(ew_model), _int(ew_status.get("desiredReplicas"))
+            convert.workerset_spec(ew_model), _int(ew_status.get("desiredReplicas"))
         )
         obs = Observation(
             now=now, pods=tuple(pod_views.values()), replicas=current, cluster_load=cluster
@@ -147,7 +148,7 @@ class AutoscalerController:
         memory = self.memories.get(key)
         if memory is None:
             memory = AutoscalerMemory(low_since=views.parse_time(status.get("lowLoadSince")))
-        decision = decide_drain(views.autoscaler_spec(model, ew_model), obs, memory)
+        decision = decide_drain(convert.autoscaler_spec(model, ew_model), obs, memory)
         self.memories[key] = decision.memory
 
         hook, hook_problem = self._hook(namespace, model)

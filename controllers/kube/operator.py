@@ -29,10 +29,10 @@ from controllers.kube.autoscaler import AutoscalerController, HookFactory
 from controllers.kube.client import Kube
 from controllers.kube.hook import make_hook
 from controllers.kube.leader import LeaderElector
-from controllers.kube.metrics import MetricsSource, NoMetrics
 from controllers.kube.views import OWNER_LABEL
 from controllers.kube.workers import reconcile_elastic_worker
 from controllers.kube.workqueue import Key, WorkQueue, run_workers
+from controllers.metrics.source import MetricsSource, NoMetrics
 
 log = logging.getLogger("controllers.operator")
 

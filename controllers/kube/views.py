@@ -24,7 +24,6 @@ from controllers.api import (
     ElasticWorkerAutoscaler,
     parse_rfc3339,
 )
-from controllers.core.specs import AutoscalerSpec, WorkerSetSpec
 from controllers.core.types import DrainRecord, DrainStep, Phase, PodView, Reading, TaskReport
 from controllers.core.workerset import NewPod
 
@@ -76,37 +75,6 @@ def manifest_without_status(obj: Mapping[str, Any]) -> Obj:
     """The part of a served object that validation reads: the status belongs to the controller
     and may hold keys a newer or older controller wrote."""
     return {k: v for k, v in obj.items() if k != "status"}
-
-
-def worker_set_spec(ew: ElasticWorker) -> WorkerSetSpec:
-    spec = ew.spec
-    policy = spec.scale_in_policy
-    selector = policy.selector.match_labels if policy.selector is not None else {}
-    return WorkerSetSpec(
-        name=ew.metadata.name or "",
-        min_replicas=spec.min_replicas,
-        max_replicas=spec.max_replicas,
-        replicas=spec.replicas,
-        scale=spec.scale,
-        policy=policy.name,
-        policy_selector=dict(selector),
-        labels=dict(spec.template.metadata.labels),
-        annotations=dict(spec.template.metadata.annotations),
-    )
-
-
-def autoscaler_spec(ewa: ElasticWorkerAutoscaler, ew: ElasticWorker) -> AutoscalerSpec:
-    spec = ewa.spec
-    return AutoscalerSpec(
-        target=float(spec.target_value),
-        min_replicas=ew.spec.min_replicas,
-        max_replicas=ew.spec.max_replicas,
-        back_off=float(spec.scale_in_spec.scale_in_back_off),
-        metric_max_age=float(spec.metric_spec.max_age_seconds),
-        tolerance=spec.behavior.tolerance,
-        stabilization=float(spec.behavior.scale_down_stabilization_seconds),
-        mark_label=dict(spec.scale_in_spec.mark_for_termination_label),
-    )
 
 
 def policy_mismatch(ewa: ElasticWorkerAutoscaler, ew: ElasticWorker) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from controllers.api import InvalidResource, validate_elastic_worker
+from controllers.api import InvalidResource, convert, validate_elastic_worker
 from controllers.core.types import Phase
 from controllers.core.workerset import plan_workers
 from controllers.kube import views
@@ -62,7 +62,7 @@ def reconcile_elastic_worker(
         pods = owned_pods(kube, ew)
         by_name = {p["metadata"]["name"]: p for p in pods}
         pod_views = [views.pod_view(p) for p in pods]
-        spec = views.worker_set_spec(model)
+        spec = convert.workerset_spec(model)
         plan = plan_workers(
             spec,
             pod_views,

@@ -10,7 +10,7 @@ expired or unreadable: unknown, never 0. Callers still apply their own max age
   aggregation layer (the adapter behind an APIService), with the caller's own credentials.
   `workers` comes from the `alive_workers` metric.
 
-The methods take `metric` last so that both fit `controllers.kube.metrics.MetricsSource` too.
+- `NoMetrics`: nothing configured; every reading is unknown, so the autoscaler holds.
 """
 
 from __future__ import annotations
@@ -35,6 +35,27 @@ class MetricsSource(Protocol):
     ) -> Reading | None: ...
 
     def pod_load(self, namespace: str, pod: str, metric: str = "load") -> Reading | None: ...
+
+    def pod_loads(
+        self, namespace: str, pods: Iterable[str], metric: str = "load"
+    ) -> dict[str, Reading | None]: ...
+
+
+class NoMetrics:
+    """No source configured: every reading is unknown, so the autoscaler holds."""
+
+    def cluster_load(
+        self, namespace: str, elastic_worker: str, metric: str = "total_cluster_load"
+    ) -> Reading | None:
+        return None
+
+    def pod_load(self, namespace: str, pod: str, metric: str = "load") -> Reading | None:
+        return None
+
+    def pod_loads(
+        self, namespace: str, pods: Iterable[str], metric: str = "load"
+    ) -> dict[str, Reading | None]:
+        return dict.fromkeys(pods)
 
 
 class RedisMetrics:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from controllers.api import validate_elastic_worker, validate_elastic_worker_autoscaler
+from controllers.api import convert, validate_elastic_worker, validate_elastic_worker_autoscaler
 from controllers.core.types import DrainStep, Phase, Reading, TaskReport
 from controllers.core.workerset import NewPod
+from controllers.hook.client import PodReply
 from controllers.kube import views
-from controllers.kube.hook import base_url, reply_from_dict
+from controllers.kube.hook import base_url, hook_reply
 from controllers.kube.views import (
     DRAIN_REPORT_ANNOTATION,
     DRAIN_SINCE_ANNOTATION,
@@ -49,7 +50,7 @@ def test_worker_set_spec_from_the_model() -> None:
     ew = validate_elastic_worker(
         views.manifest_without_status(served(elastic_worker("w", replicas=3)))
     )
-    spec = views.worker_set_spec(ew)
+    spec = convert.workerset_spec(ew)
     assert (spec.name, spec.min_replicas, spec.max_replicas, spec.replicas, spec.scale) == (
         "w",
         2,
@@ -64,7 +65,7 @@ def test_worker_set_spec_from_the_model() -> None:
 def test_autoscaler_spec_takes_bounds_from_the_target() -> None:
     ew = validate_elastic_worker(elastic_worker("w", min_replicas=1, max_replicas=7))
     ewa = validate_elastic_worker_autoscaler(autoscaler("s", "w", target_value=50, back_off=0))
-    spec = views.autoscaler_spec(ewa, ew)
+    spec = convert.autoscaler_spec(ewa, ew)
     assert (spec.target, spec.min_replicas, spec.max_replicas) == (50.0, 1, 7)
     assert spec.back_off == 30.0  # 0 means the prototype's 30 s
     assert spec.mark_label == {"delete": "true"}
@@ -214,12 +215,21 @@ def test_time_parsing() -> None:
     assert views.parse_time(views.format_micro(1714564800.25)) == 1714564800.25
 
 
+def reply_from_dict(data: dict, cordon: bool = True):
+    return hook_reply(PodReply.from_json(data), cordon)
+
+
 def test_hook_reply_and_url_forms() -> None:
-    reply = reply_from_dict({"acknowledged": True, "active": 0, "reserved": 0, "at": 12.5})
+    reply = reply_from_dict(
+        {"acknowledged": True, "active": 0, "reserved": 0, "at": 12.5, "consuming": []}
+    )
     assert reply.ok and reply.report == TaskReport(0, 0, 12.5)
     failed = reply_from_dict({"acknowledged": False, "error": "no such worker"})
     assert not failed.ok and failed.report is None and failed.error == "no such worker"
     assert reply_from_dict({"acknowledged": True, "active": "1", "at": 1}).report is None
+    # A worker that does not say what it consumes is not known to be cordoned.
+    unsaid = reply_from_dict({"acknowledged": True, "active": 0, "reserved": 0, "at": 1.0})
+    assert not unsaid.ok and unsaid.report is None
     assert base_url("http://hook:5559/api/worker/shutdown") == "http://hook:5559"
     assert base_url("https://hook.ns.svc/prefix/shutdownpods") == "https://hook.ns.svc/prefix"
     assert base_url("http://hook:5559/") == "http://hook:5559"
@@ -227,10 +237,12 @@ def test_hook_reply_and_url_forms() -> None:
 
 def test_a_worker_consuming_again_gives_no_report() -> None:
     reply = reply_from_dict(
-        {"acknowledged": True, "active": 0, "reserved": 0, "at": 3.0, "consuming": ["default"]}
+        {"acknowledged": True, "active": 0, "reserved": 0, "at": 3.0, "consuming": ["default"]},
+        cordon=False,
     )
     assert reply.consuming_again and reply.report is None
     cordoned = reply_from_dict(
-        {"acknowledged": True, "active": 0, "reserved": 0, "at": 3.0, "consuming": []}
+        {"acknowledged": True, "active": 0, "reserved": 0, "at": 3.0, "consuming": []},
+        cordon=False,
     )
     assert not cordoned.consuming_again and cordoned.report == TaskReport(0, 0, 3.0)
