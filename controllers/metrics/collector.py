@@ -49,6 +49,8 @@ from controllers.metrics.membership import (
 )
 from controllers.metrics.model import DEFAULT_FREQ, LoadModel, Snapshot
 
+# How often a worker is asked its pool size before the default is kept for good.
+PROBE_TRIES = 5
 log = logging.getLogger("controllers.metrics.collector")
 
 DEFAULT_INTERVAL = 3.0
@@ -249,6 +251,7 @@ class Collector:
         self.last_tick_at: float | None = None
         self._queue_conn: Any = None
         self._probed: set[str] = set()
+        self._probe_failures: dict[str, int] = {}
         self._probes = ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe")
 
     # -- state -------------------------------------------------------------------------------
@@ -296,7 +299,12 @@ class Collector:
             replies = self.app.control.inspect(destination=[hostname], timeout=2.0).stats() or {}
             concurrency = int(replies[hostname]["pool"]["max-concurrency"])
         except Exception as error:  # no reply, remote control off, another pool: keep the default
-            log.info("no pool size from %s (%s); using the default", hostname, error)
+            with self._lock:
+                tries = self._probe_failures[hostname] = self._probe_failures.get(hostname, 0) + 1
+                if tries < PROBE_TRIES:
+                    # A busy or just-started worker may answer later: ask again on its next event.
+                    self._probed.discard(hostname)
+            log.info("no pool size from %s (%s, try %d); using the default", hostname, error, tries)
             return
         now = self.clock()
         with self._lock:

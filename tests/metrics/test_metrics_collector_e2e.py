@@ -2,7 +2,7 @@
 
 Two workers of ElasticWorker `workers` (pods `workers-a`, `workers-b`, 2 slots each) and one
 worker of another ElasticWorker (`other-c`, on another queue) that must not be counted. Two tasks
-of 6 s -> total_cluster_load 50 within a few seconds, with a fresh sample time; 0 after they end;
+of 12 s -> total_cluster_load 50 within a few seconds, with a fresh sample time; 0 after they end;
 the Prometheus endpoint says the same; a worker that leaves drops out at once; when the collector
 stops, its values expire instead of freezing.
 """
@@ -41,6 +41,9 @@ def _prometheus(port: int) -> dict:
 
 def _gauge(samples: dict, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
+
+
+TASK_SECONDS = 12
 
 
 def test_two_tasks_on_two_workers_read_50_then_0(
@@ -100,10 +103,11 @@ def test_two_tasks_on_two_workers_read_50_then_0(
             app = make_app(broker)
             sent_at = time.time()
             for _ in range(2):
-                app.send_task(WORK_TASK, (6, str(out)), queue="default")
+                app.send_task(WORK_TASK, (TASK_SECONDS, str(out)), queue="default")
             busy = wait_for(
                 lambda: (r := _cluster(redis_client)) and r.value == 50 and r,
-                timeout=5,
+                # Long enough for a loaded machine to start both tasks; they overlap for sure.
+                timeout=TASK_SECONDS - 2,
                 interval=0.01,
                 what="total_cluster_load 50",
                 process=collector,
@@ -141,7 +145,9 @@ def test_two_tasks_on_two_workers_read_50_then_0(
             assert _gauge(samples, "elastic_airflow_queue_depth", queue="default") == 0
 
             # Latency: from the later task start (the task's own clock) to the sample in Redis.
-            lines = wait_for(lambda: len(read_lines(out)) == 2, timeout=15, what="both tasks done")
+            lines = wait_for(
+                lambda: len(read_lines(out)) == 2, timeout=2 * TASK_SECONDS, what="both tasks done"
+            )
             assert lines
             starts = [float(line.split()[2]) for line in out.read_text().splitlines()]
             latency = busy.at - max(starts)
