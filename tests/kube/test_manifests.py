@@ -61,7 +61,9 @@ def test_kind_config_has_the_operator_manifests() -> None:
         assert wanted in kinds
 
 
-def test_all_manifests_pass_a_server_side_dry_run(admin_client: client.ApiClient) -> None:
+def test_all_manifests_pass_a_server_side_dry_run(
+    admin_client: client.ApiClient, crds: list[str]
+) -> None:
     api = dynamic.DynamicClient(admin_client)
     docs = manifests()
     assert docs, f"no manifests under {KIND_CONFIG}"
