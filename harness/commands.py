@@ -378,9 +378,11 @@ def run_e2e(args: argparse.Namespace) -> int:
         print(f"e2e: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
-    from harness.e2e.airflow import AirflowUnavailable
+    from harness.e2e.airflow import AirflowStackError, AirflowUnavailable
+    from harness.e2e.controlplane import ControlPlaneError
     from harness.e2e.kubebins import BinariesUnavailable
-    from harness.services import MissingBinary
+    from harness.e2e.stack import StackError
+    from harness.services import MissingBinary, ServiceError
 
     html_dir = Path(args.html) if args.html else None
     try:
@@ -396,8 +398,8 @@ def run_e2e(args: argparse.Namespace) -> int:
     except (MissingBinary, BinariesUnavailable, AirflowUnavailable) as exc:
         print(f"e2e: a prerequisite is missing: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    except E2EError as exc:
-        print(f"e2e: {exc}", file=sys.stderr)
+    except (E2EError, StackError, AirflowStackError, ControlPlaneError, ServiceError) as exc:
+        print(f"e2e: the run could not be carried out: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except Exception:
         print(f"e2e: the run failed:\n{traceback.format_exc()}", file=sys.stderr)
@@ -406,7 +408,8 @@ def run_e2e(args: argparse.Namespace) -> int:
     summary = ordered_summary(scenario, result.summary)
     result.summary = summary
     extra = result.extra
-    peak_mb = round(extra.get("peak_rss_bytes", 0) / 2**20)
+    peak = extra.get("peak_rss_bytes") or 0
+    peak_mb = round(peak / 2**20) if peak else None  # None: the provider cannot measure it
     details = {
         "cluster": extra.get("cluster", ""),
         "mode": result.mode,
@@ -419,10 +422,10 @@ def run_e2e(args: argparse.Namespace) -> int:
         },
     }
     print_summary(summary, len(scenario.expect))
+    memory = f"{peak_mb} MiB" if peak_mb is not None else "not measured on this cluster"
     print(
         f"cluster {details['cluster']}: stack up in {details['stack_startup_seconds']} s, "
-        f"peak memory (RSS sum of the whole stack) {peak_mb} MiB",
-        file=sys.stdout,
+        f"peak memory (RSS sum of the whole stack) {memory}"
     )
     if args.json:
         _write_json(Path(args.json), {**summary, **details})

@@ -62,11 +62,6 @@ def test_sim_html_writes_one_page(write_scenario, fake_sim, tmp_path):
     assert sorted(p.name for p in html_dir.iterdir()) == ["index.html"]
 
 
-def test_e2e_is_not_a_pass_yet(write_scenario, capsys):
-    assert main(["e2e", str(write_scenario())]) == 3
-    assert "e2e: the end-to-end runner is not available yet" in capsys.readouterr().err
-
-
 def _sweep(paths, tmp_path, *extra):
     html_dir = tmp_path / "sweep"
     argv = ["sweep", *map(str, paths), "--jobs", "1", "--html", str(html_dir), *extra]
