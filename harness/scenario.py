@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -427,3 +428,26 @@ def workerset_spec(scenario: Scenario, policy_name: str | None = None) -> Worker
 def autoscaler_spec(scenario: Scenario) -> AutoscalerSpec:
     ew, ewa = resources(scenario)
     return convert.autoscaler_spec(ewa, ew, scenario.cluster.worker_concurrency)
+
+
+def arrival_times(scenario: Scenario, index: int, rng: Any) -> Iterator[float]:
+    """When the DAG runs of workload entry `index` arrive, in order.
+
+    The one definition for the simulator and the e2e runner: with the same `rng` stream
+    (`random.Random(f"{seed}:workload:{index}")`) both draw the same arrivals.
+    """
+    entry = scenario.workload[index]
+    if isinstance(entry, Burst):
+        yield from [entry.at] * entry.count
+    elif isinstance(entry, Poisson):
+        p = entry.poisson
+        end = scenario.duration if p.end is None else p.end
+        t = p.start
+        while True:
+            t += rng.expovariate(p.rate)
+            if t >= end:
+                return
+            yield t
+    else:
+        # load_scenario made trace paths absolute; a relative one is from the current folder.
+        yield from read_trace(Path(entry.trace), scenario.name, f"workload.{index}.trace")

@@ -41,8 +41,9 @@ from base64 import b64encode
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
+
+from harness.managed import Managed
 
 LOOPBACK = "127.0.0.1"
 #: The unprivileged system user that runs PostgreSQL when we are root.
@@ -332,7 +333,7 @@ class _PortTaken(ServiceError):
 # --- the common lifecycle ---------------------------------------------------------------------
 
 
-class PrivateServer:
+class PrivateServer(Managed):
     """Start/stop lifecycle shared by the servers below; a context manager."""
 
     kind = "server"
@@ -355,18 +356,6 @@ class PrivateServer:
         self._procs: list[ManagedProcess] = []
 
     # -- context manager ------------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- lifecycle ------------------------------------------------------------------------------
 

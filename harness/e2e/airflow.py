@@ -41,9 +41,9 @@ from base64 import b64encode
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
+from harness.managed import Managed
 from harness.services import LOOPBACK, ManagedProcess, free_ports, spawn
 
 REQUIREMENTS_FILE = Path(__file__).resolve().with_name("airflow-requirements.txt")
@@ -283,7 +283,7 @@ def _session_rss(sessions: set[int]) -> dict[int, int]:
     return totals
 
 
-class AirflowStack:
+class AirflowStack(Managed):
     """Airflow's api-server, scheduler, dag-processor and flower on private ports.
 
     `database_url`: the PostgreSQL metadata database (migrated here). `broker_url`: the
@@ -452,18 +452,6 @@ class AirflowStack:
         return pod_name if "@" in pod_name else f"celery@{pod_name}"
 
     # -- lifecycle -------------------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> Self:
         """Migrate the database, start the components, wait until healthy; clean up on failure."""

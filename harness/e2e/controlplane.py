@@ -26,7 +26,6 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import yaml
 from kubernetes import client as k8s_client
@@ -34,6 +33,7 @@ from kubernetes import config as k8s_config
 
 from harness.e2e.certs import CertificateAuthority, KeyPair, service_account_keys, write_private
 from harness.e2e.kubebins import ensure_binaries
+from harness.managed import Managed
 
 LOOPBACK = "127.0.0.1"
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
@@ -90,7 +90,7 @@ class _Credentials:
 
 
 @dataclass(eq=False)
-class LocalControlPlane:
+class LocalControlPlane(Managed):
     """etcd and kube-apiserver on free loopback ports; a context manager.
 
     `binaries_dir` defaults to `ensure_binaries()` (KUBEBUILDER_ASSETS or the
@@ -110,18 +110,6 @@ class LocalControlPlane:
     startup_seconds: float = field(init=False, default=0.0)
     _servers: list[_Server] = field(init=False, default_factory=list)
     _credentials: _Credentials | None = field(init=False, default=None)
-
-    def __enter__(self) -> LocalControlPlane:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- lifecycle ---------------------------------------------------------
 

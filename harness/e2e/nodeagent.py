@@ -34,13 +34,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.rest import ApiException
+
+from harness.managed import Managed
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def _is_default_scheduled(pod: Pod) -> bool:
     return pod.get("spec", {}).get("schedulerName") in (None, "", DEFAULT_SCHEDULER)
 
 
-class NodeAgent:
+class NodeAgent(Managed):
     """Runs the pods of one node as local processes; `start()` / `stop()` or `with`.
 
     Pod work dirs and logs live under `workdir` (a temp dir removed on stop
@@ -203,17 +204,6 @@ class NodeAgent:
         self._ready_since = _rfc3339()
 
     # -- lifecycle ---------------------------------------------------------
-
-    def __enter__(self) -> NodeAgent:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> NodeAgent:
         """Register the node and start the watch and worker threads."""

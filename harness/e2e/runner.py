@@ -48,15 +48,7 @@ from harness.e2e.airflow_api import FINISHED_RUN_STATES, AirflowAPI, AirflowAPIE
 from harness.e2e.auditor import Auditor, Trigger, View, nodename, task_ids
 from harness.e2e.providers import Cluster, ClusterProvider
 from harness.results import RunResult
-from harness.scenario import (
-    Burst,
-    Poisson,
-    Scenario,
-    Trace,
-    read_trace,
-    resources,
-    sample_duration,
-)
+from harness.scenario import Scenario, arrival_times, resources, sample_duration
 
 #: The fault kinds the e2e runner can inject; the others are refused up front.
 SUPPORTED_FAULTS = ("controller_restart",)
@@ -94,29 +86,7 @@ def unsupported(scenario: Scenario) -> list[str]:
 # -- the workload --------------------------------------------------------------------------------
 
 
-def _arrival_times(
-    scenario: Scenario, entry: Burst | Poisson | Trace, rng: random.Random, trace_dir: Path
-) -> Iterator[float]:
-    """As `harness.sim.airflow.Airflow.arrival_times`, so both draw the same arrivals."""
-    if isinstance(entry, Burst):
-        yield from [entry.at] * entry.count
-    elif isinstance(entry, Poisson):
-        p = entry.poisson
-        end = scenario.duration if p.end is None else p.end
-        t = p.start
-        while True:
-            t += rng.expovariate(p.rate)
-            if t >= end:
-                return
-            yield t
-    else:
-        path = Path(entry.trace)
-        if not path.is_absolute():
-            path = trace_dir / path
-        yield from read_trace(path, scenario.name, "trace")
-
-
-def plan_workload(scenario: Scenario, trace_dir: Path) -> list[Trigger]:
+def plan_workload(scenario: Scenario) -> list[Trigger]:
     """Every DAG run of the scenario with its time and task durations, in trigger order.
 
     Drawn as the simulator draws them: one random stream per workload entry seeded
@@ -125,7 +95,7 @@ def plan_workload(scenario: Scenario, trace_dir: Path) -> list[Trigger]:
     for index, entry in enumerate(scenario.workload):
         rng = random.Random(f"{scenario.seed}:workload:{index}")
         names = task_ids(scenario, entry.dag)
-        for k, at in enumerate(_arrival_times(scenario, entry, rng, trace_dir)):
+        for k, at in enumerate(arrival_times(scenario, index, rng)):
             if at >= scenario.duration:
                 break
             tasks = scenario.dags[entry.dag].tasks
@@ -295,7 +265,7 @@ def _run_on(
 ) -> RunResult:
     ew, ewa = resources(scenario)
     min_replicas = ew.spec.min_replicas
-    triggers = plan_workload(scenario, scenario_path.parent)
+    triggers = plan_workload(scenario)
     auditor = Auditor(
         cluster,
         scenario,

@@ -27,11 +27,11 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from celery import Celery
 
+from harness.managed import Managed
 from harness.services import ManagedProcess, ServiceError, spawn
 
 DEFAULT_QUEUE = "default"
@@ -111,7 +111,7 @@ def worker_argv(
     ]  # fmt: skip
 
 
-class TinyWorker:
+class TinyWorker(Managed):
     """A tinyapp worker process for pod `name`, in its own session; a context manager.
 
     `start()` waits until the worker answers a ping and consumes all its queues.
@@ -145,17 +145,6 @@ class TinyWorker:
         self.startup_seconds = 0.0
         self.process: ManagedProcess | None = None
         self._control_app: Celery | None = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def pid(self) -> int:

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.scenario import Burst, Poisson, Scenario, Trace, read_trace, sample_duration
+from harness.scenario import Burst, Poisson, Scenario, Trace, arrival_times, sample_duration
 
 if TYPE_CHECKING:
     import simpy
@@ -109,12 +107,6 @@ class Airflow:
         self.run_numbers = dict.fromkeys(scenario.dags, 0)
         self.runs: list[DagRun] = []
         self.tries: list[TaskTry] = []
-        self.traces = {
-            # load_scenario made trace paths absolute; a relative one is from the current folder.
-            i: read_trace(Path(entry.trace), scenario.name, f"workload.{i}.trace")
-            for i, entry in enumerate(scenario.workload)
-            if isinstance(entry, Trace)
-        }
 
     def start(self) -> None:
         for index, entry in enumerate(self.scenario.workload):
@@ -125,7 +117,7 @@ class Airflow:
     def arrivals(self, entry: Burst | Poisson | Trace, index: int):
         """Trigger the entry's DAG runs at their times."""
         rng = random.Random(f"{self.seed}:workload:{index}")
-        for at in self.arrival_times(entry, index, rng):
+        for at in arrival_times(self.scenario, index, rng):
             if at >= self.scenario.duration:
                 return
             if at > self.env.now:
@@ -145,23 +137,6 @@ class Airflow:
                 return  # out of retries: the task and the rest of its run are lost
 
     # --- what the processes do -----------------------------------------------------------------
-
-    def arrival_times(
-        self, entry: Burst | Poisson | Trace, index: int, rng: random.Random
-    ) -> Iterator[float]:
-        if isinstance(entry, Burst):
-            yield from [entry.at] * entry.count
-        elif isinstance(entry, Poisson):
-            p = entry.poisson
-            end = self.scenario.duration if p.end is None else p.end
-            t = p.start
-            while True:
-                t += rng.expovariate(p.rate)
-                if t >= end:
-                    return
-                yield t
-        else:
-            yield from self.traces[index]
 
     def trigger(self, dag: str, rng: random.Random) -> None:
         self.run_numbers[dag] += 1

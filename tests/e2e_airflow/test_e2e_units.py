@@ -112,7 +112,7 @@ def test_the_workload_is_the_simulators(tmp_path: Path) -> None:
             ],
         }
     )
-    plan = plan_workload(scenario, tmp_path)
+    plan = plan_workload(scenario)
     sim = simulate(scenario).tasks
     first = sim[(sim["task"].isin(["task_1"])) & (sim["try_number"] == 1)]
     assert len(plan) == len(first)
