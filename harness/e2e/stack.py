@@ -277,7 +277,7 @@ class LocalStack(Cluster):
             dags_folder=self.dags_dir,
             work_dir=self.work_dir / "airflow",
             venv=self._venv,
-            flower=False,
+            flower=True,  # the Celery UI users look at; nothing in the harness reads it
             worker_concurrency=c.worker_concurrency,
             prefetch_multiplier=c.prefetch_multiplier,
             acks_late=c.acks_late,
