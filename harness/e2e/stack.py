@@ -43,14 +43,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from controllers.api import AUTOSCALER_PLURAL, ELASTIC_WORKER_PLURAL, GROUP, VERSION
 from harness.e2e.airflow import AirflowStack, airflow_venv, pinned_version
 from harness.e2e.airflow_api import AirflowAPI
 from harness.e2e.controlplane import LocalControlPlane
+from harness.e2e.crds import CRD_DIR, CRDError, install_crds, load_documents
 from harness.e2e.dagfiles import write_dag_files
 from harness.e2e.nodeagent import NodeAgent
 from harness.e2e.providers import Cluster, ProcessEnd
@@ -66,7 +65,6 @@ from harness.services import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-CRD_DIR = REPO / "kind-config" / "crds"
 RBAC_FILE = REPO / "kind-config" / "operator" / "rbac.yaml"
 OPERATOR_USER = "elastic-airflow-operator"
 COLLECTOR_USER = "elastic-airflow-collector"
@@ -130,10 +128,6 @@ def _own_rss() -> int:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0
-
-
-def load_documents(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
 
 
 class LocalStack(Cluster):
@@ -326,40 +320,10 @@ class LocalStack(Cluster):
         self._wait_ready("the drain hook", self._hook_ready, _READY_TIMEOUT)
 
     def _install_crds(self) -> None:
-        api = k8s.ApiextensionsV1Api(self.api_client())
-        names = []
-        for path in sorted(CRD_DIR.glob("*.yaml")):
-            for doc in load_documents(path):
-                if doc.get("kind") != "CustomResourceDefinition":
-                    continue
-                names.append(doc["metadata"]["name"])
-                try:
-                    api.create_custom_resource_definition(doc)
-                except ApiException as error:
-                    if error.status != 409:
-                        raise
-        if len(names) < 2:
-            raise StackError(f"expected the two CRDs under {CRD_DIR}, found {names}")
-        deadline = time.monotonic() + 30
-        for name in names:
-            while True:
-                crd = api.read_custom_resource_definition(name)
-                conditions = {c.type: c.status for c in (crd.status.conditions or [])}
-                if conditions.get("Established") == "True":
-                    break
-                if time.monotonic() > deadline:
-                    raise StackError(f"CRD {name} not Established: {conditions}")
-                time.sleep(0.1)
-        custom = k8s.CustomObjectsApi(self.api_client())
-        for plural in (ELASTIC_WORKER_PLURAL, AUTOSCALER_PLURAL):
-            while True:
-                try:
-                    custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural)
-                    break
-                except ApiException as error:
-                    if error.status not in (404, 429, 503) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
+        try:
+            install_crds(self.api_client(), CRD_DIR)
+        except CRDError as error:
+            raise StackError(str(error)) from None
 
     def _operator_kubeconfig(self) -> Path:
         """A user bound to the operator's ClusterRole alone (the admin's when no RBAC file)."""

@@ -12,20 +12,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from e2e.conftest import admin_client, control_plane, core_v1, namespace, node_agent
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from controllers.api import AUTOSCALER_PLURAL, ELASTIC_WORKER_PLURAL, GROUP, VERSION
 from harness.e2e.controlplane import LocalControlPlane
+from harness.e2e.crds import install_crds, load_documents
 
 __all__ = ["admin_client", "control_plane", "core_v1", "namespace", "node_agent"]
 
@@ -37,48 +35,10 @@ ROLE_NAME = "elastic-airflow-operator"
 _ids = itertools.count()
 
 
-def load_documents(path: Path) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
-
-
 @pytest.fixture(scope="session")
 def crds(admin_client: client.ApiClient) -> list[str]:
-    """The project's CRDs, installed from kind-config/crds and Established."""
-    api = client.ApiextensionsV1Api(admin_client)
-    names = []
-    for path in sorted(CRDS.glob("*.yaml")):
-        for doc in load_documents(path):
-            if doc.get("kind") != "CustomResourceDefinition":
-                continue
-            names.append(doc["metadata"]["name"])
-            try:
-                api.create_custom_resource_definition(doc)
-            except ApiException as error:
-                if error.status != 409:
-                    raise
-    assert len(names) == 2, f"expected two CRDs under {CRDS}, found {names}"
-    deadline = time.monotonic() + 30
-    for name in names:
-        while True:
-            crd = api.read_custom_resource_definition(name)
-            conditions = {c.type: c.status for c in (crd.status.conditions or [])}
-            if conditions.get("Established") == "True":
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(f"CRD {name} not Established: {conditions}")
-            time.sleep(0.1)
-    # The API server serves a new CRD's storage a moment after Established.
-    custom = client.CustomObjectsApi(admin_client)
-    for plural in (ELASTIC_WORKER_PLURAL, AUTOSCALER_PLURAL):
-        while True:
-            try:
-                custom.list_cluster_custom_object(GROUP, VERSION, plural)
-                break
-            except ApiException as error:
-                if error.status not in (404, 429, 503) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-    return names
+    """The project's CRDs, installed from kind-config/crds and served."""
+    return install_crds(admin_client, CRDS)
 
 
 @pytest.fixture(scope="session")
