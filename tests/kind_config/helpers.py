@@ -16,11 +16,6 @@ def workloads(docs: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict
             yield doc, doc["spec"]["template"]
 
 
-def label(doc: dict[str, Any]) -> str:
-    meta = doc["metadata"]
-    return f"{doc['kind']}/{meta.get('namespace', '-')}/{meta['name']}"
-
-
 def pod_from(doc: dict[str, Any]) -> dict[str, Any]:
     """The pod the workload's controller would create (claims of a StatefulSet as volumes)."""
     template = copy.deepcopy(doc["spec"]["template"])

@@ -6,7 +6,6 @@ ElasticWorker and autoscaler that the e2e runner creates from the provider's tem
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,19 +13,20 @@ from typing import Any
 import kubernetes_validate
 import pytest
 from kubernetes import client, dynamic
-from kubernetes.client.rest import ApiException
 
+from harness.e2e.crds import install_crds
 from harness.e2e.kube_providers import (
     APP_NAMESPACE,
     KindProvider,
     KubeCluster,
     e2e_kustomization,
 )
+from harness.e2e.manifests import create_namespaces, dry_run, label
 from harness.e2e.runner import autoscaler_manifest, elastic_worker_manifest
 from harness.scenario import load_scenario
 
 from .conftest import ENTRY_POINTS, REPO, render
-from .helpers import label, pod_from, workloads
+from .helpers import pod_from, workloads
 
 pytestmark = pytest.mark.controlplane
 
@@ -42,58 +42,10 @@ def api(
 ) -> dynamic.DynamicClient:
     """The dynamic client, with the project's CRDs installed for real and Established, and the
     base's namespaces (`airflow` at the `restricted` Pod Security level) made first."""
-    ext = client.ApiextensionsV1Api(admin_client)
-    names = []
-    for doc in render(work_tree / "crds"):
-        names.append(doc["metadata"]["name"])
-        try:
-            ext.create_custom_resource_definition(doc)
-        except ApiException as error:
-            if error.status != 409:
-                raise
-    deadline = time.monotonic() + 60
-    for name in names:
-        while True:
-            conditions = ext.read_custom_resource_definition(name).status.conditions or []
-            if any(c.type == "Established" and c.status == "True" for c in conditions):
-                break
-            assert time.monotonic() < deadline, f"CRD {name} not Established"
-            time.sleep(0.2)
+    install_crds(admin_client, work_tree / "crds", timeout=60)
     api = dynamic.DynamicClient(admin_client)
     create_namespaces(api, rendered("base"))
     return api
-
-
-def create_namespaces(api: dynamic.DynamicClient, docs: list[dict[str, Any]]) -> None:
-    """A dry-run in a namespace needs the namespace: made for real, with its labels (the Pod
-    Security level of `airflow` is then enforced on the pods below)."""
-    core = client.CoreV1Api(api.client)
-    for doc in docs:
-        if doc["kind"] == "Namespace":
-            try:
-                core.create_namespace(doc)
-            except ApiException as error:
-                if error.status != 409:
-                    raise
-
-
-def dry_run(api: dynamic.DynamicClient, docs: list[dict[str, Any]]) -> list[str]:
-    failures = []
-    for doc in docs:
-        resource = api.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
-        meta = doc["metadata"]
-        try:
-            resource.server_side_apply(
-                body=doc,
-                name=meta["name"],
-                namespace=meta.get("namespace") if resource.namespaced else None,
-                field_manager="kind-config-dry-run",
-                dry_run="All",
-                force_conflicts=True,
-            )
-        except ApiException as error:
-            failures.append(f"{label(doc)}: {error.status} {error.body}")
-    return failures
 
 
 def schema_errors(docs: list[dict[str, Any]]) -> list[str]:

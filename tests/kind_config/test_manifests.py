@@ -13,9 +13,10 @@ import yaml
 from controllers.hook.__main__ import parse_args as hook_args
 from controllers.metrics.collector import parse_args as collector_args
 from harness.e2e.kube_providers import IMAGES, worker_pod_template
+from harness.e2e.manifests import label
 
 from .conftest import ENTRY_POINTS, KIND_CONFIG, REPO
-from .helpers import containers, label, workloads
+from .helpers import containers, workloads
 
 Rendered = Callable[[str], list[dict[str, Any]]]
 # The operator's Deployment (kind-config/operator, its engineer's file) has no probe on purpose:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client, dynamic
-from kubernetes.client.rest import ApiException
+
+from harness.e2e.manifests import create_namespaces, dry_run
 
 from .conftest import RBAC, REPO, load_documents
 
@@ -67,31 +68,14 @@ def test_all_manifests_pass_a_server_side_dry_run(
     api = dynamic.DynamicClient(admin_client)
     docs = manifests()
     assert docs, f"no manifests under {KIND_CONFIG}"
-    # Namespaces are made for real: a dry-run of an object in a namespace needs it to exist.
-    for _, doc in docs:
-        if doc["kind"] == "Namespace":
-            try:
-                client.CoreV1Api(admin_client).create_namespace(doc)
-            except ApiException as error:
-                if error.status != 409:
-                    raise
+    create_namespaces(api, [doc for _, doc in docs])
     # CRDs first, so that nothing that uses them is refused for an unknown kind.
     docs.sort(key=lambda item: item[1]["kind"] != "CustomResourceDefinition")
-    failures = []
-    for path, doc in docs:
-        resource = api.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
-        meta = doc["metadata"]
-        try:
-            resource.server_side_apply(
-                body=doc,
-                name=meta["name"],
-                namespace=meta.get("namespace") if resource.namespaced else None,
-                field_manager="dry-run-test",
-                dry_run="All",
-                force_conflicts=True,
-            )
-        except ApiException as error:
-            failures.append(f"{path.relative_to(REPO)} {doc['kind']}/{meta['name']}: {error.body}")
+    failures = [
+        f"{path.relative_to(REPO)}: {failure}"
+        for path, doc in docs
+        for failure in dry_run(api, [doc], "dry-run-test")
+    ]
     assert not failures, "\n".join(failures)
 
 
