@@ -62,6 +62,21 @@ _PORT_TAKEN_MARKERS = ("address already in use", "eaddrinuse", "could not bind")
 _instance_ids = itertools.count()
 
 
+def http_ok(url: str, basic_auth: tuple[str, str] | None = None, timeout: float = 3) -> bool:
+    """Whether `url` answers 200 (with HTTP basic auth when given); any failure is a no."""
+    headers = {}
+    if basic_auth is not None:
+        token = b64encode(f"{basic_auth[0]}:{basic_auth[1]}".encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout
+        ) as r:
+            return r.status == 200
+    except (OSError, ValueError):  # URLError and HTTPError are OSErrors
+        return False
+
+
 class ServiceError(RuntimeError):
     """A server did not start, or died; the message carries its log's tail."""
 
@@ -669,15 +684,7 @@ class RabbitMQServer(PrivateServer):
             return connection.connected
 
     def _management_ready(self) -> bool:
-        request = urllib.request.Request(
-            f"{self.management_url}api/overview",
-            headers={"Authorization": "Basic " + b64encode(b"guest:guest").decode()},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                return response.status == 200
-        except urllib.error.URLError:
-            return False
+        return http_ok(f"{self.management_url}api/overview", ("guest", "guest"), timeout=2)
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------

@@ -37,14 +37,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from base64 import b64encode
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
 from harness.managed import Managed
-from harness.services import LOOPBACK, ManagedProcess, free_ports, spawn
+from harness.services import LOOPBACK, ManagedProcess, free_ports, http_ok, spawn
 
 REQUIREMENTS_FILE = Path(__file__).resolve().with_name("airflow-requirements.txt")
 #: Use this directory as the Airflow venv (created there if missing).
@@ -535,15 +534,7 @@ class AirflowStack(Managed):
         return not self.flower or self._flower_ready()
 
     def _flower_ready(self) -> bool:
-        request = urllib.request.Request(
-            f"{self.flower_url}/healthcheck",
-            headers={"Authorization": "Basic " + b64encode(b"admin:admin").decode()},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=3) as response:
-                return response.status == 200
-        except (OSError, ValueError):
-            return False
+        return http_ok(f"{self.flower_url}/healthcheck", self.flower_basic_auth, timeout=3)
 
     def wait_healthy(self, deadline: float) -> None:
         while True:
